@@ -20,6 +20,7 @@ Every failure surfaces as one of the typed errors below (``IPFSFetchError``,
 
 import base64
 import binascii
+import contextlib
 import email.utils
 import functools
 import hashlib
@@ -27,13 +28,11 @@ import http.client
 import io
 import json
 import logging
-import math
 import mimetypes
 import os
 import random
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import sys
@@ -691,9 +690,8 @@ class _Source:
         return self._data is not None or self._file is not None
 
     def chunks(self, size: int = _IO_CHUNK) -> Iterator[Union[bytes, memoryview]]:
-        if self._used:
-            if self._file is not None:
-                self._file.seek(self._start)
+        if self._used and self._file is not None:
+            self._file.seek(self._start)
         self._used = True
         if self._data is not None:
             data = self._data
@@ -738,7 +736,7 @@ def _open_source(data: Any) -> _Source:
         view = memoryview(data).cast("B")
         return _Source(len(view), view)
     if isinstance(data, os.PathLike):
-        fileobj = open(os.fspath(data), "rb")
+        fileobj = open(os.fspath(data), "rb")  # noqa: SIM115 -- closed by _Source.close
         try:
             size = os.fstat(fileobj.fileno()).st_size
         except BaseException:
@@ -757,10 +755,8 @@ def _open_source(data: Any) -> _Source:
 
 def _file_source(fileobj: Any) -> _Source:
     seekable = False
-    try:
+    with contextlib.suppress(AttributeError, OSError, ValueError):
         seekable = bool(fileobj.seekable())
-    except (AttributeError, OSError, ValueError):
-        pass
     if seekable:
         start = fileobj.tell()
         end = fileobj.seek(0, io.SEEK_END)
@@ -768,7 +764,7 @@ def _file_source(fileobj: Any) -> _Source:
         return _Source(end - start, fileobj=fileobj, in_memory=False)
     # A pipe or socket: spool it to a temporary file to learn its size and to
     # be able to send it again on a retry.
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by _Source.close
     try:
         while True:
             block = fileobj.read(_IO_CHUNK)
@@ -975,20 +971,20 @@ class _HTTPConnection(http.client.HTTPConnection):
         super().__init__(*args, **kwargs)
         self._deadline = deadline
 
-    def _plain_connect(self) -> None:
-        sock = socket.create_connection(
-            (self.host, self.port), self._deadline.bound(self.timeout), self.source_address
-        )
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover - not every platform allows it
-            pass
-        self.sock = _DeadlineSocket(sock, self.timeout, self._deadline)
-        if self._tunnel_host:  # type: ignore[attr-defined]
-            self._tunnel()  # type: ignore[attr-defined]
-
     def connect(self) -> None:
-        self._plain_connect()
+        _connect_plain(self, self._deadline)
+
+
+def _connect_plain(conn: Any, deadline: _Deadline) -> None:
+    """Connect ``conn`` (through its proxy tunnel, if any) on a deadline socket."""
+    sock = socket.create_connection(
+        (conn.host, conn.port), deadline.bound(conn.timeout), conn.source_address
+    )
+    with contextlib.suppress(OSError):  # not every platform allows it
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.sock = _DeadlineSocket(sock, conn.timeout, deadline)
+    if conn._tunnel_host:
+        conn._tunnel()
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
@@ -997,8 +993,8 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self._deadline = deadline
 
     def connect(self) -> None:
-        _HTTPConnection._plain_connect(self)  # type: ignore[arg-type]
-        raw = self.sock.detach_for_tls()
+        _connect_plain(self, self._deadline)
+        raw = self.sock.detach_for_tls()  # type: ignore[union-attr]
         try:
             raw.settimeout(self._deadline.bound(self.timeout))
             server_hostname = self._tunnel_host or self.host  # type: ignore[attr-defined]
@@ -1018,7 +1014,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         factory = functools.partial(_HTTPConnection, deadline=self._deadline)
-        return self.do_open(factory, req)  # type: ignore[arg-type]
+        return self.do_open(factory, req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
@@ -1030,7 +1026,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         context = self._user_context or _default_ssl_context()
         factory = functools.partial(_HTTPSConnection, deadline=self._deadline)
-        return self.do_open(factory, req, context=context)  # type: ignore[arg-type]
+        return self.do_open(factory, req, context=context)
 
 
 _ssl_cache = {}  # type: Dict[Tuple[Optional[str], ...], ssl.SSLContext]
@@ -1150,9 +1146,7 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
+    if when is None or when.tzinfo is None:  # 3.6-3.9 return None on garbage
         return None
     import datetime  # only here: rarely needed
 
@@ -1338,16 +1332,15 @@ def _open(
             headers["Accept-Encoding"] = "gzip, deflate"
         if _origin(target) == origin:
             headers.update(private)
-        data = None  # type: Optional[Iterable[Any]]
+        data: Optional[Iterable[Any]] = None
         if body is not None and method == "POST":
             assert transfer is not None
             headers["Content-Type"] = body.content_type
             headers["Content-Length"] = str(body.length)
             data = body.chunks(transfer)
         request = urllib.request.Request(target, data=data, headers=headers, method=method)
-        _log.debug(
-            "%s %s (%s bytes)", method, _redact(target), body.source.size if data else 0
-        )
+        size = body.source.size if body is not None and data is not None else 0
+        _log.debug("%s %s (%s bytes)", method, _redact(target), size)
         try:
             resp = call.opener.open(request, timeout=call.timeout)
         except _SourceChanged as exc:
@@ -1507,10 +1500,10 @@ def _stream_body(
     raw_length = resp.headers.get("Content-Length")
     if raw_length is not None and raw_length.strip().isdigit():
         length = int(raw_length)
-    if decoder.encoding == "identity" and length is not None and max_bytes is not None:
-        if length > max_bytes:
-            reason = "response of {} bytes exceeds max_bytes={}".format(length, max_bytes)
-            raise _Failure(IPFSFetchError(shown, reason), False)
+    identity = decoder.encoding == "identity"
+    if identity and length is not None and max_bytes is not None and length > max_bytes:
+        reason = "response of {} bytes exceeds max_bytes={}".format(length, max_bytes)
+        raise _Failure(IPFSFetchError(shown, reason), False)
     if transfer is not None:
         transfer.start(length if decoder.encoding == "identity" else None)
     total = 0
@@ -1849,7 +1842,7 @@ def fetch_ipfs_json(
     """
     buffer = io.BytesIO()
     _fetch(
-        url, buffer.write, _truncate(buffer), timeout, deadline, retries, max_bytes,
+        url, _writer(buffer), _truncate(buffer), timeout, deadline, retries, max_bytes,
         gateways, headers, ssl_context, None, verify,
     )
     raw = buffer.getvalue()
@@ -1866,6 +1859,13 @@ def fetch_ipfs_json(
         )
         raise IPFSFetchError(shown, "expected a JSON object, got {}".format(kind))
     return value
+
+
+def _writer(fileobj: Any) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        fileobj.write(data)
+
+    return write
 
 
 def _truncate(buffer: Any) -> Callable[[], None]:
@@ -1898,7 +1898,7 @@ def fetch_ipfs_bytes(
     """
     buffer = io.BytesIO()
     _fetch(
-        url, buffer.write, _truncate(buffer), timeout, deadline, retries, max_bytes,
+        url, _writer(buffer), _truncate(buffer), timeout, deadline, retries, max_bytes,
         gateways, headers, ssl_context, progress, verify,
     )
     return buffer.getvalue()
@@ -1942,14 +1942,12 @@ def fetch_ipfs_to_file(
                 fileobj.seek(start)
                 fileobj.truncate()
 
-        return _fetch(url, fileobj.write, reset_obj, *common, verify=verify)
+        return _fetch(url, _writer(fileobj), reset_obj, *common, verify=verify)
     if not isinstance(dest, (str, bytes, os.PathLike)):
         raise TypeError("dest must be a path or a binary file object")
-    path = os.fspath(dest)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
+    path = os.fsdecode(os.fspath(dest))
     folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- renamed or removed below
         dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part", delete=False
     )
     try:
@@ -1959,15 +1957,13 @@ def fetch_ipfs_to_file(
                 handle.seek(0)
                 handle.truncate()
 
-            written = _fetch(url, handle.write, reset_file, *common, verify=verify)
+            written = _fetch(url, _writer(handle), reset_file, *common, verify=verify)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(handle.name)
-        except OSError:
-            pass
         raise
     return written
 
@@ -2161,10 +2157,15 @@ def _cli_publish(args: Any, progress: Optional[_ProgressLine]) -> int:
 
 
 def _cli_fetch(args: Any, progress: Optional[_ProgressLine]) -> int:
-    options = dict(
-        timeout=args.timeout, deadline=args.deadline, retries=args.retries,
-        max_bytes=args.max_bytes, gateways=args.gateway, progress=progress, verify=args.verify,
-    )  # type: Dict[str, Any]
+    options = {
+        "timeout": args.timeout,
+        "deadline": args.deadline,
+        "retries": args.retries,
+        "max_bytes": args.max_bytes,
+        "gateways": args.gateway,
+        "progress": progress,
+        "verify": args.verify,
+    }  # type: Dict[str, Any]
     if args.output and args.output != "-":
         fetch_ipfs_to_file(args.url, args.output, **options)
     else:
