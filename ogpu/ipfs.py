@@ -660,6 +660,674 @@ class _DagBuilder:
 
 
 # ---------------------------------------------------------------------------
+# CAR and verification (https://ipld.io/specs/transport/car/carv1/,
+# https://specs.ipfs.tech/http-gateways/trustless-gateway/)
+# ---------------------------------------------------------------------------
+#
+# Nothing here does I/O apart from the optional spool file of _BlockBuffer:
+# the HTTP layer feeds bytes in and receives verified file bytes through an
+# ``emit`` callback.  Every failure caused by the bytes received is an
+# IPFSVerificationError made by _malformed(); the caller fills in url and cid.
+
+# A CAR section is varint(len) | CID | block.  The CID adds at most ~150 bytes
+# (version, codec, hash code, length, and a digest of _MAX_DIGEST_LEN bytes).
+_MAX_CAR_SECTION = _MAX_BLOCK_SIZE + 256
+# The CARv1 header is {"roots": [CID...], "version": 1}: three levels deep.
+_MAX_CBOR_DEPTH = 16
+_CBOR_TAG_CID = 42  # https://github.com/ipld/cid-cbor/ (tag 42, 0x00 prefix)
+# How deep a file's DAG may be below its root.  Kubo's balanced layout with
+# 174 links needs 7 levels of nodes for 2**64 bytes; 64 only stops hostile chains.
+_MAX_DAG_DEPTH = 64
+# Links known but not yet fetched.  An honest DAG has at most max_links per
+# level pending (174 * 3 for a 1 TiB Kubo file); this caps the memory a hostile
+# DAG of maximally wide 2 MiB nodes could make us commit.
+_MAX_PENDING_LINKS = 1 << 17
+# CIDs remembered as already consumed, so late duplicates are dropped rather
+# than buffered; past this many, late duplicates are buffered (still bounded).
+_MAX_CONSUMED_REMEMBERED = 1 << 16
+# Blocks the file uses more than once (runs of zeros, above all) are kept in a
+# small cache, a share of buffer_limit, after the walk stops needing them for
+# now: a dups=n response sends each block once, however often the file repeats it.
+_REPEAT_CACHE_SHARE = 8
+# With max_bytes set, a response may carry this much beyond twice the file
+# (the DAG's own nodes, duplicates): more means a flood, not a file.
+_RECEIVED_SLACK = 1024 * 1024
+_DEFAULT_BUFFER_LIMIT = 32 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    """The file is bigger than the caller's ``max_bytes``; the caller translates it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(size)
+
+
+# -- dag-cbor, just enough for the CAR header --------------------------------
+# https://ipld.io/specs/codecs/dag-cbor/spec/ (a strict subset of RFC 8949):
+# definite lengths only, minimal integer encodings, map keys are text strings,
+# and the only tag is 42 (a CID).  Map key order is not enforced: the header
+# is untrusted and only diagnostic, so strictness there would gain nothing.
+
+_CborValue = Any  # int | str | bytes | list | dict | _Cid
+
+
+def _read_cbor_head(buf: memoryview, pos: int) -> Tuple[int, int, int]:
+    """Read an item's initial byte and argument; return ``(new_pos, major, argument)``."""
+    if pos >= len(buf):
+        raise _malformed("truncated CBOR in CAR header")
+    initial = buf[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    if info < 24:
+        return pos, major, info
+    if info > 27:  # 28-30 reserved; 31 is an indefinite length, banned in dag-cbor
+        raise _malformed("unsupported CBOR length encoding in CAR header")
+    width = 1 << (info - 24)  # 1, 2, 4 or 8 bytes, big-endian
+    if pos + width > len(buf):
+        raise _malformed("truncated CBOR in CAR header")
+    value = int.from_bytes(bytes(buf[pos : pos + width]), "big")
+    if value < (24 if width == 1 else 1 << (4 * width)):
+        raise _malformed("non-minimal CBOR integer in CAR header")
+    return pos + width, major, value
+
+
+def _read_cbor(buf: memoryview, pos: int, depth: int = 0) -> Tuple[int, _CborValue]:
+    """Read one dag-cbor item at ``pos``; return ``(new_pos, value)``."""
+    if depth > _MAX_CBOR_DEPTH:
+        raise _malformed("CAR header nested too deeply")
+    pos, major, arg = _read_cbor_head(buf, pos)
+    remaining = len(buf) - pos
+    if major == 0:  # unsigned integer
+        return pos, arg
+    if major in (2, 3):  # byte string, text string
+        if arg > remaining:
+            raise _malformed("truncated CBOR string in CAR header")
+        raw = bytes(buf[pos : pos + arg])
+        if major == 2:
+            return pos + arg, raw
+        try:
+            return pos + arg, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _malformed("CBOR text in CAR header is not UTF-8") from None
+    if major == 4:  # array; every item takes at least one byte
+        if arg > remaining:
+            raise _malformed("truncated CBOR array in CAR header")
+        items = []  # type: List[_CborValue]
+        for _ in range(arg):
+            pos, item = _read_cbor(buf, pos, depth + 1)
+            items.append(item)
+        return pos, items
+    if major == 5:  # map
+        if arg * 2 > remaining:
+            raise _malformed("truncated CBOR map in CAR header")
+        mapping = {}  # type: Dict[str, _CborValue]
+        for _ in range(arg):
+            pos, key = _read_cbor(buf, pos, depth + 1)
+            if not isinstance(key, str):
+                raise _malformed("CBOR map key in CAR header is not a string")
+            if key in mapping:
+                raise _malformed("duplicate key {!r} in CAR header".format(key[:40]))
+            pos, mapping[key] = _read_cbor(buf, pos, depth + 1)
+        return pos, mapping
+    if major == 6 and arg == _CBOR_TAG_CID:
+        pos, raw = _read_cbor(buf, pos, depth + 1)
+        if not isinstance(raw, bytes) or raw[:1] != b"\x00":
+            raise _malformed("CID in CAR header is not a 0x00-prefixed byte string")
+        return pos, _cid_from_bytes(raw[1:])
+    raise _malformed("unsupported CBOR item (major type {}) in CAR header".format(major))
+
+
+def _decode_car_header(buf: memoryview) -> List[_Cid]:
+    """Decode a CARv1 header ``{"roots": [CID...], "version": 1}``; return the roots."""
+    pos, header = _read_cbor(buf, 0)
+    if pos != len(buf):
+        raise _malformed("trailing bytes in CAR header")
+    if not isinstance(header, dict):
+        raise _malformed("CAR header is not a map")
+    version = header.get("version")
+    if version != 1:
+        raise _malformed("unsupported CAR version {!r}".format(version))
+    roots = header.get("roots")
+    if not isinstance(roots, list) or not all(isinstance(root, _Cid) for root in roots):
+        raise _malformed("CAR header roots are not a list of CIDs")
+    return roots
+
+
+# -- CARv1 stream ------------------------------------------------------------
+
+
+class _CarReader:
+    """Split a CARv1 byte stream, fed in arbitrary pieces, into ``(cid, block)`` pairs.
+
+    Frames are ``varint(length) | body``: the first body is the header, every
+    later one a section ``CID | block``.  Only bytes of the frame being read
+    (plus the rest of the last piece) are held.  The blocks are *not* checked
+    against their CIDs here, and ``roots`` is for diagnostics only: the
+    trustless-gateway spec has clients verify from the CID they asked for.
+    """
+
+    def __init__(self) -> None:
+        self.roots = None  # type: Optional[List[_Cid]]
+        self._buf = b""  # unparsed bytes start at self._buf[self._pos]
+        self._pos = 0
+        self._tail = []  # type: List[bytes]  # pieces not yet joined to _buf
+        self._tail_len = 0
+        self._want = 1  # bytes needed from _pos before parsing can progress
+
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Tuple[_Cid, bytes]]:
+        """Take the next piece of the stream; return the blocks it completed."""
+        if not len(data):
+            return []
+        self._tail.append(data if isinstance(data, bytes) else bytes(data))
+        self._tail_len += len(data)
+        # Join only once the frame under way is complete, so a large frame
+        # arriving in small pieces costs linear, not quadratic, copying.
+        if len(self._buf) - self._pos + self._tail_len < self._want:
+            return []
+        if self._pos == len(self._buf) and len(self._tail) == 1:
+            self._buf = self._tail[0]  # the common case: no copy at all
+        else:
+            self._buf = self._buf[self._pos :] + b"".join(self._tail)
+        self._pos = 0
+        self._tail = []
+        self._tail_len = 0
+        view = memoryview(self._buf)
+        blocks = []  # type: List[Tuple[_Cid, bytes]]
+        while True:
+            frame = self._next_frame(view)
+            if frame is None:
+                return blocks
+            start, end = frame
+            if self.roots is None:
+                self.roots = _decode_car_header(view[start:end])
+            else:
+                blocks.append(self._read_section(view, start, end))
+
+    def finish(self) -> None:
+        """Check that the stream ended on a frame boundary, after the header."""
+        if self.roots is None:
+            raise _malformed("CAR ended before its header was complete")
+        if len(self._buf) - self._pos + self._tail_len:
+            raise _malformed("CAR truncated inside a block")
+
+    def _next_frame(self, view: memoryview) -> Optional[Tuple[int, int]]:
+        """Return ``(start, end)`` of the next complete frame body, or None for more input."""
+        pos = self._pos
+        available = len(view) - pos
+        # 1. The length varint: complete once a byte without the 0x80 bit is in.
+        for i in range(min(available, 9)):
+            if not view[pos + i] & 0x80:
+                break
+        else:
+            if available < 9:
+                self._want = available + 1
+                return None
+            # Nine continuation bytes: _read_varint below reports it.
+        start, length = _read_varint(view, pos)
+        # 2. Limits, before waiting for (and buffering) the body.
+        if self.roots is None:
+            if length > _MAX_CAR_HEADER:
+                raise _malformed("CAR header of {} bytes is too long".format(length))
+        elif length == 0:
+            raise _malformed("empty CAR section")
+        elif length > _MAX_CAR_SECTION:
+            raise _malformed("CAR section of {} bytes: block over 2 MiB".format(length))
+        # 3. The body.
+        end = start + length
+        if end > len(view):
+            self._want = end - pos
+            return None
+        self._pos = end
+        self._want = 1
+        return start, end
+
+    @staticmethod
+    def _read_section(view: memoryview, start: int, end: int) -> Tuple[_Cid, bytes]:
+        body = view[start:end]  # bounds the CID to its section
+        pos, cid = _read_cid(body, 0)
+        block = bytes(body[pos:])
+        if len(block) > _MAX_BLOCK_SIZE:
+            raise _malformed("block over 2 MiB: {} has {} bytes".format(cid, len(block)))
+        return cid, block
+
+
+# -- blocks that arrived before they were needed -------------------------------
+
+
+class _BlockBuffer:
+    """Hold verified blocks until the walk reaches them: memory first, then a spool file.
+
+    At most ``limit`` bytes are kept in memory and at most ``3 * limit`` bytes
+    are ever written to the spool file (it is emptied whenever nothing in it
+    is live), so everything held stays under ``4 * limit``.
+    """
+
+    def __init__(self, limit: int, spool_dir: Optional[str]) -> None:
+        self.limit = limit
+        self.spool_dir = spool_dir
+        self._memory = {}  # type: Dict[_Cid, bytes]
+        self._memory_bytes = 0
+        self._spooled = {}  # type: Dict[_Cid, Tuple[int, int]]  # cid -> (offset, length)
+        self._spool = None  # type: Optional[IO[bytes]]
+        self._spool_end = 0
+
+    def __contains__(self, cid: _Cid) -> bool:
+        return cid in self._memory or cid in self._spooled
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._spooled)
+
+    def put(self, cid: _Cid, block: bytes) -> None:
+        if cid in self:
+            return
+        size = len(block)
+        if self._memory_bytes + size <= self.limit:
+            self._memory[cid] = block
+            self._memory_bytes += size
+            return
+        if self._spool_end + size > 3 * self.limit:
+            raise _malformed("more than {} bytes of blocks arrived out of order".format(4 * self.limit))
+        if self._spool is None:
+            # OSError here (no space, bad spool_dir) is the environment's, not the input's.
+            self._spool = tempfile.TemporaryFile(dir=self.spool_dir)  # noqa: SIM115 (closed in close())
+        self._spool.seek(self._spool_end)
+        self._spool.write(block)
+        self._spooled[cid] = (self._spool_end, size)
+        self._spool_end += size
+
+    def get(self, cid: _Cid) -> Optional[bytes]:
+        block = self._memory.get(cid)
+        if block is not None or cid not in self._spooled:
+            return block
+        assert self._spool is not None
+        offset, size = self._spooled[cid]
+        self._spool.seek(offset)
+        block = self._spool.read(size)
+        # The bytes left our memory, so they are checked again on the way back.
+        if len(block) != size or not cid.check(block):
+            raise _malformed("block {} changed in the spool file".format(cid))
+        return block
+
+    def remove(self, cid: _Cid) -> None:
+        block = self._memory.pop(cid, None)
+        if block is not None:
+            self._memory_bytes -= len(block)
+        elif self._spooled.pop(cid, None) is not None and not self._spooled:
+            self._spool_end = 0  # nothing live in the spool: reuse it from the start
+            assert self._spool is not None
+            self._spool.truncate(0)
+
+    def close(self) -> None:
+        self._memory.clear()
+        self._memory_bytes = 0
+        self._spooled.clear()
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+
+
+# -- walking a UnixFS file from its root ------------------------------------
+
+# One pending link: (cid, size the parent says it holds or None, depth below
+# the target).  The target itself, and directories on the path, have None.
+_Pending = Tuple[_Cid, Optional[int], int]
+
+
+def _check_supported(cid: _Cid) -> None:
+    """Reject CIDs this client cannot verify or read (issue 4: dag-pb/raw, sha2-256/identity)."""
+    if cid.hash_code not in (_HASH_SHA2_256, _HASH_IDENTITY):
+        raise _malformed("unsupported multihash code 0x{:x} in {}".format(cid.hash_code, cid))
+    if cid.codec not in (_CODEC_DAG_PB, _CODEC_RAW):
+        raise _malformed("unsupported codec 0x{:x} in {}".format(cid.codec, cid))
+
+
+class _FileWalker:
+    """Verify and reassemble one UnixFS file, block by block, from a trusted CID.
+
+    The walk is the trustless-gateway DFS order (``order=dfs``): resolve the
+    path segments through plain UnixFS directories, then visit the file's DAG
+    depth first, left to right, emitting data as it is reached.  ``needed()``
+    names the next block; ``offer()`` takes any block that arrived.  Blocks
+    that arrive early (another order, or ``dups=n`` responses relying on the
+    client to reuse a block it already has) are held in a bounded
+    _BlockBuffer.  After any exception the walker must only be ``close()``d.
+    """
+
+    def __init__(
+        self,
+        root: _Cid,
+        path: Sequence[str],
+        emit: Callable[[bytes], None],
+        *,
+        max_bytes: Optional[int] = None,
+        buffer_limit: int = _DEFAULT_BUFFER_LIMIT,
+        spool_dir: Optional[str] = None,
+    ) -> None:
+        if len(path) > _MAX_PATH_DEPTH:
+            raise _malformed("path deeper than {} segments".format(_MAX_PATH_DEPTH))
+        for segment in path:
+            if segment in ("", ".", "..") or "/" in segment:
+                raise _malformed("invalid path segment {!r}".format(segment[:80]))
+        _check_supported(root)
+        self._segments = list(path)
+        self._segment_index = 0  # segments resolved so far
+        self._emit_callback = emit
+        self.max_bytes = max_bytes
+        self.received = 0  # bytes of all blocks offered
+        self.emitted = 0  # bytes of file data emitted
+        self.filesize = None  # type: Optional[int]  # the target's UnixFS size
+        # The DFS stack (next link last) and how often each CID is on it.
+        self._stack = [(root, None, 0)]  # type: List[_Pending]
+        self._pending = {root: 1}  # type: Dict[_Cid, int]
+        # Links of the dag-pb nodes held in the buffer: these blocks will be
+        # needed once the buffered node is reached, so they are kept too.
+        self._future = {}  # type: Dict[_Cid, int]
+        self._buffer = _BlockBuffer(buffer_limit, spool_dir)
+        self._consumed = {}  # type: Dict[bytes, int]  # binary CID -> times used
+        self._repeats = {}  # type: Dict[_Cid, bytes]  # oldest first
+        self._repeats_bytes = 0
+        self._repeats_limit = buffer_limit // _REPEAT_CACHE_SHARE
+
+    # -- public interface --
+
+    def needed(self) -> Optional[_Cid]:
+        """The CID of the next block the walk needs, or None when the file is complete."""
+        self._advance()
+        return self._stack[-1][0] if self._stack else None
+
+    def offer(self, cid: _Cid, block: bytes) -> None:
+        """Take a block that arrived for ``cid``: verify it, then use, hold or drop it."""
+        self.received += len(block)
+        if self.max_bytes is not None and self.received > 2 * self.max_bytes + _RECEIVED_SLACK:
+            raise _malformed(
+                "received {} bytes of blocks for a file of at most {} bytes".format(
+                    self.received, self.max_bytes
+                )
+            )
+        # 1. Verify before anything else looks at the bytes.
+        _check_supported(cid)
+        if len(block) > _MAX_BLOCK_SIZE:
+            raise _malformed("block over 2 MiB: {} has {} bytes".format(cid, len(block)))
+        if not cid.check(block):
+            raise _malformed("block {} does not match its hash".format(cid))
+        # 2. Use it now, keep it for later, or drop it.
+        self._advance()
+        if not self._stack:
+            return  # the file is complete: anything more is surplus
+        if cid == self._stack[-1][0]:
+            self._consume(block)
+            self._advance()
+        elif self._wanted(cid) or cid.to_bytes() not in self._consumed:
+            # Needed further on, or perhaps a child of a node not reached
+            # yet: hold it (bounded).  Blocks of other DAGs wait here too
+            # until finish(); only the buffer bound limits them.
+            self._hold(cid, block)
+        # else: a duplicate of a block already used and not needed again.
+
+    def finish(self) -> int:
+        """Check the file is complete and its size right; return the bytes emitted."""
+        try:
+            self._advance()
+            if self._stack:
+                raise _malformed("missing block {}".format(self._stack[-1][0]))
+            if self.emitted != self.filesize:
+                raise _malformed(
+                    "reassembled size {} disagrees with UnixFS filesize {}".format(
+                        self.emitted, self.filesize
+                    )
+                )
+            return self.emitted
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release held blocks and the spool file; safe to call more than once."""
+        self._buffer.close()
+        self._future.clear()
+        self._repeats.clear()
+        self._repeats_bytes = 0
+
+    # -- the walk --
+
+    def _wanted(self, cid: _Cid) -> bool:
+        return self._pending.get(cid, 0) + self._future.get(cid, 0) > 0
+
+    def _advance(self) -> None:
+        """Consume the blocks at the top of the stack that need no input."""
+        while self._stack:
+            cid = self._stack[-1][0]
+            if cid.hash_code == _HASH_IDENTITY:
+                block = cid.digest  # identity multihash: the CID carries the block
+            else:
+                held = self._buffer.get(cid)
+                if held is None:
+                    held = self._repeats.get(cid)
+                if held is None:
+                    return
+                block = held
+            self._consume(block)
+
+    def _consume(self, block: bytes) -> None:
+        """Process the verified block of the link at the top of the stack."""
+        cid, expected, depth = self._stack.pop()
+        self._pending[cid] -= 1
+        if not self._pending[cid]:
+            del self._pending[cid]
+        key = cid.to_bytes()
+        repeated = key in self._consumed
+        if repeated or len(self._consumed) < _MAX_CONSUMED_REMEMBERED:
+            self._consumed[key] = self._consumed.get(key, 0) + 1
+        if cid.codec == _CODEC_RAW:
+            self._raw_leaf(cid, block, expected)
+        else:
+            self._dag_pb_node(cid, block, expected, depth)
+        # Keep the block while the walk will need it again (repeated content,
+        # e.g. all-zero chunks, which dups=n responses send only once), and
+        # a while longer if it has repeated already.
+        if cid.hash_code != _HASH_IDENTITY:
+            if self._wanted(cid):
+                self._hold(cid, block)
+                return
+            if cid in self._buffer:
+                self._release(cid)
+            if repeated:
+                self._remember(cid, block)
+
+    def _raw_leaf(self, cid: _Cid, block: bytes, expected: Optional[int]) -> None:
+        if self._segment_index < len(self._segments):
+            raise _malformed("{} is not a directory".format(self._segment_name()))
+        self._check_size(cid, len(block), expected)
+        self._emit(block)
+
+    def _dag_pb_node(self, cid: _Cid, block: bytes, expected: Optional[int], depth: int) -> None:
+        # dag-pb spec: PBNode{Links, Data}; UnixFS keeps its Data protobuf in Data.
+        links, data = _decode_pbnode(block)
+        if data is None:
+            raise _malformed("dag-pb node {} has no UnixFS data".format(cid))
+        node = _decode_unixfs(data)
+        if self._segment_index < len(self._segments):
+            self._enter_directory(cid, links, node.type)
+            return
+        if node.type in (_UNIXFS_DIRECTORY, _UNIXFS_HAMT_SHARD):
+            raise _malformed("{} is a directory, not a file".format(self._target_name(cid)))
+        if node.type not in (_UNIXFS_FILE, _UNIXFS_RAW):
+            raise _malformed(
+                "{} is a UnixFS node of type {}, not a file".format(self._target_name(cid), node.type)
+            )
+        # UNIXFS.md: a file's blocksizes list the size of each child, in link
+        # order; its filesize is its own data plus all of them.
+        if len(node.blocksizes) != len(links):
+            raise _malformed(
+                "UnixFS node {} has {} links but {} blocksizes".format(cid, len(links), len(node.blocksizes))
+            )
+        size = len(node.data) + sum(node.blocksizes)
+        if node.filesize is not None and node.filesize != size:
+            raise _malformed(
+                "reassembled size {} disagrees with UnixFS filesize {} (node {})".format(
+                    size, node.filesize, cid
+                )
+            )
+        self._check_size(cid, size, expected)
+        if links:
+            if depth >= _MAX_DAG_DEPTH:
+                raise _malformed("file DAG deeper than {} levels".format(_MAX_DAG_DEPTH))
+            if len(self._stack) + len(links) > _MAX_PENDING_LINKS:
+                raise _malformed("more than {} pending links".format(_MAX_PENDING_LINKS))
+            for link, blocksize in zip(reversed(links), reversed(node.blocksizes)):
+                self._push(link.cid, blocksize, depth + 1)
+        self._emit(node.data)
+
+    def _enter_directory(self, cid: _Cid, links: List[_PbLink], unixfs_type: int) -> None:
+        name = self._segments[self._segment_index]
+        if unixfs_type == _UNIXFS_HAMT_SHARD:
+            raise _malformed("HAMT-sharded directories are not supported (resolving {!r})".format(name[:80]))
+        if unixfs_type != _UNIXFS_DIRECTORY:
+            raise _malformed("{} is not a directory".format(self._segment_name()))
+        matches = [link for link in links if link.name == name]
+        if not matches:
+            raise _malformed("no link named {!r} in directory {}".format(name[:80], cid))
+        if len(matches) > 1:
+            raise _malformed("directory {} has several links named {!r}".format(cid, name[:80]))
+        self._segment_index += 1
+        self._push(matches[0].cid, None, 0)
+
+    def _push(self, cid: _Cid, expected: Optional[int], depth: int) -> None:
+        _check_supported(cid)
+        self._stack.append((cid, expected, depth))
+        self._pending[cid] = self._pending.get(cid, 0) + 1
+
+    def _check_size(self, cid: _Cid, size: int, expected: Optional[int]) -> None:
+        if expected is None:  # the target's root: its size is the file's
+            self.filesize = size
+            if self.max_bytes is not None and size > self.max_bytes:
+                raise _TooLarge(size)
+        elif size != expected:
+            raise _malformed(
+                "block {} holds {} bytes but its parent's blocksizes say {}".format(cid, size, expected)
+            )
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.max_bytes is not None and self.emitted + len(data) > self.max_bytes:
+            raise _TooLarge(self.emitted + len(data))
+        self.emitted += len(data)
+        self._emit_callback(data)
+
+    # -- the buffer, and what it implies --
+
+    def _remember(self, cid: _Cid, block: bytes) -> None:
+        """Put a repeated block at the young end of the repeat cache, evicting the oldest."""
+        old = self._repeats.pop(cid, None)
+        if old is not None:
+            self._repeats_bytes -= len(old)
+        if len(block) > self._repeats_limit:
+            return
+        while self._repeats_bytes + len(block) > self._repeats_limit:
+            oldest = next(iter(self._repeats))
+            self._repeats_bytes -= len(self._repeats.pop(oldest))
+        self._repeats[cid] = block
+        self._repeats_bytes += len(block)
+
+    def _hold(self, cid: _Cid, block: bytes) -> None:
+        if cid in self._buffer:
+            return
+        self._buffer.put(cid, block)
+        for link in self._links_of(cid, block):
+            self._future[link] = self._future.get(link, 0) + 1
+
+    def _release(self, cid: _Cid) -> None:
+        # A worklist, not recursion: held nodes may form long chains.
+        work = [cid]
+        while work:
+            cid = work.pop()
+            block = self._buffer.get(cid)
+            self._buffer.remove(cid)
+            if block is None:
+                continue
+            for link in self._links_of(cid, block):
+                count = self._future[link] - 1
+                if count:
+                    self._future[link] = count
+                    continue
+                del self._future[link]
+                # Held only because this node would need it, and used before.
+                if link in self._buffer and not self._wanted(link) and link.to_bytes() in self._consumed:
+                    work.append(link)
+
+    @staticmethod
+    def _links_of(cid: _Cid, block: bytes) -> List[_Cid]:
+        if cid.codec != _CODEC_DAG_PB:
+            return []
+        try:
+            return [link.cid for link in _decode_pbnode(block)[0]]
+        except IPFSVerificationError:
+            return []  # reported if and when the walk reaches this node
+
+    def _segment_name(self) -> str:
+        return "/".join(self._segments[: self._segment_index]) or "the root"
+
+    def _target_name(self, cid: _Cid) -> str:
+        return "/".join(self._segments) if self._segments else str(cid)
+
+
+# -- the two ways of feeding a walk --------------------------------------------
+
+
+def _verify_car_stream(
+    root: _Cid,
+    path: Sequence[str],
+    chunks: Iterable[bytes],
+    emit: Callable[[bytes], None],
+    get_block: Optional[Callable[[_Cid], bytes]] = None,
+    **limits: Any,
+) -> int:
+    """Verify a CAR response for ``root``/``path``; emit the file; return its size.
+
+    Blocks still needed when the CAR ends are an error, unless ``get_block``
+    is given: then they are fetched one by one and verified like the rest.
+    That completes a ``dups=n`` answer for a file repeating a block that the
+    walk could not know it would need again.
+    """
+    reader = _CarReader()
+    walker = _FileWalker(root, path, emit, **limits)
+    try:
+        for chunk in chunks:
+            for cid, block in reader.feed(chunk):
+                walker.offer(cid, block)
+        reader.finish()
+        if get_block is not None:
+            _fetch_needed(walker, get_block)
+        return walker.finish()
+    finally:
+        walker.close()
+
+
+def _verify_by_blocks(
+    root: _Cid,
+    path: Sequence[str],
+    get_block: Callable[[_Cid], bytes],
+    emit: Callable[[bytes], None],
+    **limits: Any,
+) -> int:
+    """Verify a file fetched one raw block at a time (``?format=raw``)."""
+    walker = _FileWalker(root, path, emit, **limits)
+    try:
+        _fetch_needed(walker, get_block)
+        return walker.finish()
+    finally:
+        walker.close()
+
+
+def _fetch_needed(walker: _FileWalker, get_block: Callable[[_Cid], bytes]) -> None:
+    cid = walker.needed()
+    while cid is not None:
+        walker.offer(cid, get_block(cid))
+        cid = walker.needed()
+
+
+# ---------------------------------------------------------------------------
 # Content sources: what can be published or hashed, read in bounded chunks
 # ---------------------------------------------------------------------------
 
@@ -966,7 +1634,21 @@ class _DeadlineSocket:
         return getattr(self._sock, name)
 
 
+class _HTTPResponse(http.client.HTTPResponse):
+    """http.client skips ``100 Continue`` only, and would take any other interim
+    answer (``102 Processing``, ``103 Early Hints``) for the final one.  A client
+    must read past unexpected 1xx answers (RFC 9110 section 15.2)."""
+
+    def _read_status(self) -> Tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        if 100 < status < 200 and status != 101:
+            status = 100  # begin() then skips its headers and reads on, as for 100
+        return version, status, reason
+
+
 class _HTTPConnection(http.client.HTTPConnection):
+    response_class = _HTTPResponse
+
     def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = deadline
@@ -984,10 +1666,18 @@ def _connect_plain(conn: Any, deadline: _Deadline) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn.sock = _DeadlineSocket(sock, conn.timeout, deadline)
     if conn._tunnel_host:
-        conn._tunnel()
+        try:
+            conn._tunnel()
+        except BaseException:
+            # Before 3.11 http.client leaves the proxy's answer to a refused
+            # CONNECT open on the socket, and the error's traceback keeps it.
+            sock.close()
+            raise
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = _HTTPResponse
+
     def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = deadline
@@ -1019,7 +1709,9 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, deadline: _Deadline, context: Optional[ssl.SSLContext]) -> None:
-        super().__init__()
+        # Given no context, urllib on 3.12+ builds a default one here, loading
+        # the CA store (~0.1 s) on every call; https_open picks the real one.
+        super().__init__(context=context or ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
         self._deadline = deadline
         self._user_context = context
 
@@ -1045,12 +1737,22 @@ def _default_ssl_context() -> ssl.SSLContext:
     with _ssl_lock:
         context = _ssl_cache.get(key)
         if context is None:
-            if bundle and os.path.isdir(bundle):
-                context = ssl.create_default_context(capath=bundle)
-            elif bundle:
-                context = ssl.create_default_context(cafile=bundle)
-            else:
-                context = ssl.create_default_context()
+            try:
+                if bundle and os.path.isdir(bundle):
+                    context = ssl.create_default_context(capath=bundle)
+                elif bundle:
+                    context = ssl.create_default_context(cafile=bundle)
+                else:
+                    context = ssl.create_default_context()
+            except OSError as exc:  # ssl.SSLError included
+                # A TLS error, so not retried (a bad bundle will not heal),
+                # naming the variable to fix rather than a bare errno.
+                detail = getattr(exc, "reason", None) or exc.strerror or str(exc)
+                message = "cannot load CA certificates from REQUESTS_CA_BUNDLE={!r} ({})".format(
+                    bundle, detail
+                )
+                # Two arguments: SSLError's str() is its strerror, or else repr(args).
+                raise ssl.SSLError(exc.errno or 0, message) from exc
             _ssl_cache.clear()
             _ssl_cache[key] = context
         return context
@@ -1140,15 +1842,19 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.match(r"[0-9]+\Z", value):  # not isdigit(): float() refuses "\xb2"
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when is None or when.tzinfo is None:  # 3.6-3.9 return None on garbage
+    if when is None:  # 3.6-3.9 return None on garbage
         return None
     import datetime  # only here: rarely needed
+
+    if when.tzinfo is None:
+        # asctime() dates carry no zone; every HTTP-date is GMT (RFC 9110 section 5.6.7).
+        when = when.replace(tzinfo=datetime.timezone.utc)
 
     delta = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
     return max(0.0, delta)
@@ -1417,7 +2123,14 @@ def _exchange(
                     resp.close()
             except _Failure as failure:
                 last = failure
-                _log.warning("%s %s failed: %s", call.method, _redact(url), failure.error)
+                # Every failure is a warning; the one that ends the call is
+                # marked so that the CLI, which prints the error itself, can
+                # leave it out.
+                final = not failure.retryable or (attempt == call.retries and url == urls[-1])
+                _log.warning(
+                    "%s %s failed: %s", call.method, _redact(url), failure.error,
+                    extra={"ogpu_final": final},
+                )
                 if not failure.retryable:
                     raise failure.error from failure.error.__cause__
                 continue
@@ -1498,7 +2211,7 @@ def _stream_body(
     decoder = _Decoder(resp.headers.get("Content-Encoding", ""), shown)
     length = None  # type: Optional[int]
     raw_length = resp.headers.get("Content-Length")
-    if raw_length is not None and raw_length.strip().isdigit():
+    if raw_length is not None and re.match(r"\s*[0-9]+\s*\Z", raw_length):  # int() refuses "\xb2"
         length = int(raw_length)
     identity = decoder.encoding == "identity"
     if identity and length is not None and max_bytes is not None and length > max_bytes:
@@ -1507,6 +2220,7 @@ def _stream_body(
     if transfer is not None:
         transfer.start(length if decoder.encoding == "identity" else None)
     total = 0
+    received = 0
     while True:
         try:
             raw = resp.read1(_IO_CHUNK)
@@ -1515,6 +2229,7 @@ def _stream_body(
             raise _Failure(_chain(IPFSFetchError(shown, reason), exc), _is_retryable(exc)) from None
         if not raw:
             break
+        received += len(raw)
         for piece in decoder.feed(raw):
             total += len(piece)
             if max_bytes is not None and total > max_bytes:
@@ -1523,6 +2238,11 @@ def _stream_body(
             write(piece)
             if transfer is not None:
                 transfer.add(piece)
+    if getattr(resp, "length", None):
+        # http.client's read1() ends quietly, without IncompleteRead, when the
+        # server closes before Content-Length bytes have come: the count says so.
+        reason = "response body truncated after {} bytes".format(received)
+        raise _Failure(IPFSFetchError(shown, reason), True)
     decoder.finish()
     return total
 
@@ -1740,6 +2460,9 @@ def _consume_publish(resp: Any, shown: str) -> str:
             reason = _describe(exc, _Deadline(None), None)
             raise _Failure(_chain(IPFSFetchError(shown, reason), exc), False) from None
         if not raw:
+            if getattr(resp, "length", None):  # closed short of Content-Length
+                reason = "response body truncated after {} bytes".format(size)
+                raise _Failure(IPFSFetchError(shown, reason), False)
             break
         size += len(raw)
         if size > 1024 * 1024:
@@ -1800,7 +2523,128 @@ def _fetch_verified(
     max_bytes: Optional[int],
     transfer: _Transfer,
 ) -> int:
-    raise NotImplementedError  # filled in by the trustless section
+    """Trustless fetch: a CAR verified block by block, else raw blocks one by one."""
+    shown = _redact(target.urls[0])
+    if target.cid is None:
+        raise IPFSFetchError(shown, "verify=True needs a URL that names a CID")
+    root = _parse_cid(target.cid)
+    try:
+        path = [urllib.parse.unquote(s, errors="strict") for s in target.path.split("/") if s]
+    except UnicodeDecodeError:
+        raise IPFSFetchError(shown, "path is not valid UTF-8") from None
+
+    def emit(data: bytes) -> None:
+        write(data)
+        transfer.add(data)
+
+    def failed(exc: BaseException, where: str) -> _Failure:
+        if isinstance(exc, _TooLarge):
+            reason = "content exceeds max_bytes={}".format(max_bytes)
+            return _Failure(_chain(IPFSFetchError(where, reason), exc), False)
+        assert isinstance(exc, IPFSVerificationError)
+        error = IPFSVerificationError(exc.url or where, target.cid, exc.reason)
+        return _Failure(_chain(error, exc), False)
+
+    def consume_car(resp: Any, where: str) -> int:
+        kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if resp.status != 200 or kind != "application/vnd.ipld.car":
+            raise _NotCar(kind)
+        reset()
+        transfer.start(None)
+        chunks = _decoded_chunks(call, resp, where)
+        try:
+            return _verify_car_stream(root, path, chunks, emit, max_bytes=max_bytes)
+        except (IPFSVerificationError, _TooLarge) as exc:
+            raise failed(exc, where) from None
+
+    car_urls = [_with_query(url, "format=car&dag-scope=entity") for url in target.urls]
+    try:
+        return _exchange(call, car_urls, consume_car, accept=_CAR_ACCEPT)  # type: ignore[no-any-return]
+    except _NotCar as exc:
+        _log.info("no CAR from the gateway (%s); fetching raw blocks", exc.args[0] or "no type")
+    except IPFSGatewayError as exc:
+        if exc.status_code not in _CAR_REFUSED_STATUSES:
+            raise
+        _log.info("gateway refused a CAR (HTTP %s); fetching raw blocks", exc.status_code)
+
+    bases = [_gateway_base(url) for url in target.urls]
+
+    def get_block(cid: _Cid) -> bytes:
+        urls = [base + "/ipfs/" + str(cid) + "?format=raw" for base in bases]
+
+        def consume_raw(resp: Any, where: str) -> bytes:
+            if resp.status != 200:
+                raise _Failure(IPFSGatewayError(where, resp.status, _read_excerpt(resp)), False)
+            block = bytearray()
+            for piece in _decoded_chunks(call, resp, where):
+                block += piece
+                if len(block) > _MAX_BLOCK_SIZE:
+                    error = IPFSVerificationError(where, str(cid), "block over 2 MiB")
+                    raise _Failure(error, False)
+            return bytes(block)
+
+        return _exchange(call, urls, consume_raw, accept=_RAW_ACCEPT)  # type: ignore[no-any-return]
+
+    reset()
+    transfer.start(None)
+    try:
+        return _verify_by_blocks(root, path, get_block, emit, max_bytes=max_bytes)
+    except (IPFSVerificationError, _TooLarge) as exc:
+        if isinstance(exc, IPFSVerificationError) and exc.url is not None:
+            raise
+        raise failed(exc, shown).error from exc
+
+
+_CAR_ACCEPT = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+_RAW_ACCEPT = "application/vnd.ipld.raw"
+# Answers to a CAR request that mean "not here, ask for blocks" (trustless
+# gateways may serve only application/vnd.ipld.raw).
+_CAR_REFUSED_STATUSES = frozenset((400, 406, 415, 501))
+
+
+class _NotCar(Exception):
+    """A 2xx answer to a CAR request that is not a CAR: fall back to raw blocks."""
+
+
+def _with_query(url: str, query: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    joined = parts.query + "&" + query if parts.query else query
+    return urllib.parse.urlunsplit(parts._replace(query=joined))
+
+
+def _gateway_base(url: str) -> str:
+    """The gateway's base URL: everything before ``/ipfs/`` (or the parent
+    domain of a subdomain gateway)."""
+    parts = urllib.parse.urlsplit(url)
+    index = parts.path.find("/ipfs/")
+    if index >= 0:
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path[:index], "", ""))
+    netloc = parts.netloc
+    marker = netloc.lower().find(".ipfs.")
+    if marker >= 0:
+        userinfo = netloc.rpartition("@")[0]
+        host = netloc[marker + len(".ipfs.") :]
+        netloc = (userinfo + "@" if userinfo else "") + host.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, "", "", ""))
+
+
+def _decoded_chunks(call: _Call, resp: Any, shown: str) -> Iterator[bytes]:
+    """The body of ``resp``, decoded, chunk by chunk; transport errors as _Failure."""
+    decoder = _Decoder(resp.headers.get("Content-Encoding", ""), shown)
+    while True:
+        try:
+            raw = resp.read1(_IO_CHUNK)
+        except _TRANSPORT_ERRORS as exc:
+            reason = _describe(exc, call.deadline, call.timeout)
+            raise _Failure(_chain(IPFSFetchError(shown, reason), exc), _is_retryable(exc)) from None
+        if not raw:
+            if getattr(resp, "length", None):  # closed short of Content-Length
+                reason = "response body truncated"
+                raise _Failure(IPFSFetchError(shown, reason), True)
+            decoder.finish()
+            return
+        for piece in decoder.feed(raw):
+            yield piece
 
 
 def fetch_ipfs_json(
@@ -1988,6 +2832,27 @@ environment:
 exit status: 0 success, 1 IPFS error (one line on stderr), 2 usage error
 """
 
+# Shown by `ogpu-ipfs COMMAND --help`; %(prog)s is "ogpu-ipfs COMMAND" there.
+_CLI_COMMAND_EXAMPLES = {
+    "publish": """\
+examples:
+  %(prog)s result.json                     Content-Type guessed: application/json
+  %(prog)s model.bin --content-type application/x-model
+  tar c data/ | %(prog)s - --filename data.tar
+""",
+    "fetch": """\
+examples:
+  %(prog)s https://gw.example/ipfs/QmCID > out.json
+  %(prog)s ipfs://QmCID/path/in/dir -o file.bin --max-bytes 1000000
+  %(prog)s QmCID --gateway https://a.example --gateway https://b.example
+""",
+    "cid": """\
+examples:
+  %(prog)s model.safetensors               CIDv0 (Qm...), as `ipfs add`
+  %(prog)s --cid-version 1 - < data.bin    CIDv1 (bafk.../bafy...), raw leaves
+""",
+}
+
 
 class _ProgressLine:
     """A one-line progress report on a terminal: bytes, rate and ETA."""
@@ -2063,7 +2928,9 @@ def _cli_parser() -> "argparse.ArgumentParser":
     commands.required = True
 
     publish = commands.add_parser("publish", parents=[common], help="upload a file, print its link",
-                                  description="Upload PATH (or stdin with -) and print the link.")
+                                  description="Upload PATH (or stdin with -) and print the link.",
+                                  epilog=_CLI_COMMAND_EXAMPLES["publish"],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     publish.add_argument("path", metavar="PATH|-")
     publish.add_argument("--filename", help="name sent with the upload (default: PATH's name)")
     publish.add_argument("--content-type",
@@ -2072,7 +2939,9 @@ def _cli_parser() -> "argparse.ArgumentParser":
                          help="check the CID in the link against the content sent")
 
     fetch = commands.add_parser("fetch", parents=[common], help="download content",
-                                description="Download URL (http(s)://, ipfs://, /ipfs/ or a CID).")
+                                description="Download URL (http(s)://, ipfs://, /ipfs/ or a CID).",
+                                epilog=_CLI_COMMAND_EXAMPLES["fetch"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     fetch.add_argument("url", metavar="URL")
     fetch.add_argument("-o", "--output", metavar="FILE",
                        help="write to FILE (atomically) instead of stdout")
@@ -2082,7 +2951,9 @@ def _cli_parser() -> "argparse.ArgumentParser":
                        help="trustless: check every byte against the CID")
 
     cid = commands.add_parser("cid", parents=[common], help="print the CID of a file",
-                              description="Print the CID `ipfs add` gives for PATH (or stdin).")
+                              description="Print the CID `ipfs add` gives for PATH (or stdin).",
+                              epilog=_CLI_COMMAND_EXAMPLES["cid"],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     cid.add_argument("path", metavar="PATH|-")
     cid.add_argument("--cid-version", type=int, choices=(0, 1), default=0)
     return parser
@@ -2099,6 +2970,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ogpu-ipfs: %(message)s"))
+    # The failure that ends a call comes back as the error printed below.
+    handler.addFilter(lambda record: not getattr(record, "ogpu_final", False))
     _log.addHandler(handler)
     old_level = _log.level
     _log.setLevel(level)
