@@ -273,7 +273,7 @@ class _MultipartParser(object):
 
     Memory stays bounded whatever the body size: at most one fed chunk plus a
     delimiter's length is held.  Callbacks: ``on_part(headers)`` with the
-    part's headers (names lowercased), ``on_data(bytes)`` for pieces of its
+    part's headers (names lowercased), ``on_data(data)`` for pieces of its
     body, ``on_part_end()`` when it ends.
     """
 
@@ -283,7 +283,7 @@ class _MultipartParser(object):
         self,
         boundary: bytes,
         on_part: Callable[[Dict[str, str]], None],
-        on_data: Callable[[bytes], None],
+        on_data: Callable[[Union[bytes, memoryview]], None],
         on_part_end: Callable[[], None],
     ) -> None:
         self._delimiter = b"\r\n--" + boundary
@@ -299,9 +299,22 @@ class _MultipartParser(object):
         """Parse the next piece of the body."""
         if self._state == self._DONE:
             return  # the epilogue is ignored (RFC 2046 section 5.1.1)
-        buffer = self._buffer + data
         delimiter = self._delimiter
         keep = len(delimiter) - 1
+        if (
+            self._state == self._BODY
+            and len(data) > keep
+            and (self._buffer + data[:keep]).find(delimiter) < 0
+            and data.find(delimiter) < 0
+        ):
+            # Fast path, for the bulk of a big part: no delimiter in sight,
+            # so pass the data on as a view instead of copying it around.
+            if self._buffer:
+                self._on_data(self._buffer)
+            self._on_data(memoryview(data)[: len(data) - keep])
+            self._buffer = data[len(data) - keep :]
+            return
+        buffer = self._buffer + data
         while True:
             state = self._state
             if state == self._PREAMBLE:
@@ -999,6 +1012,7 @@ class LocalGateway(object):
         self.errors: List[str] = []
         self.compress: Optional[str] = None
         self._lock = threading.Lock()
+        self._received = threading.Condition(self._lock)  # notified for every request
         self._stop = threading.Event()
         self._faults: List[_Fault] = []
         self._tampers: List[_Fault] = []
@@ -1336,9 +1350,10 @@ class LocalGateway(object):
         return _Response(200, headers, _read_chunks(content.path), content.size)
 
     def _media_type(self, content: _Content) -> str:
+        """``application/json`` for content that parses as JSON, else ``application/octet-stream``."""
         if content.media_type is None:
-            media_type = "application/octet-stream"
-            if content.size <= _JSON_SNIFF_LIMIT:
+            content.media_type = "application/octet-stream"
+            if content.size <= _JSON_SNIFF_LIMIT and _may_be_json(content.path):
                 with open(content.path, "rb") as stream:
                     data = stream.read()
                 try:
@@ -1346,8 +1361,7 @@ class LocalGateway(object):
                 except (ValueError, RecursionError):
                     pass
                 else:
-                    media_type = "application/json"
-            content.media_type = media_type
+                    content.media_type = "application/json"
         return content.media_type
 
     def _serve_dag(self, cid: bytes, node: _Node) -> _Response:
@@ -1524,7 +1538,7 @@ class LocalGateway(object):
                             filename[0] = _decode_form_name(params["filename"])
                         content_type[0] = headers.get("content-type")
 
-                def on_data(data: bytes) -> None:
+                def on_data(data: Union[bytes, memoryview]) -> None:
                     if state["in_file"]:
                         out.write(data)
                         builder.write(data)
@@ -1572,8 +1586,31 @@ class LocalGateway(object):
     # -- records ---------------------------------------------------------------
 
     def _record_request(self, record: RequestRecord) -> None:
-        with self._lock:
+        with self._received:
             self.requests.append(record)
+            self._received.notify_all()
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until the gateway has received ``count`` requests in all.
+
+        A request counts once its headers are read, before any fault applies,
+        so this tells a test that a hanging or dripping request has arrived.
+
+        Args:
+            count: The number of requests (``len(self.requests)``) to wait for.
+            timeout: The longest wait, in seconds.
+
+        Returns:
+            True if that many arrived in time, else False.
+        """
+        deadline = time.monotonic() + timeout
+        with self._received:
+            while len(self.requests) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._received.wait(remaining)
+            return True
 
     def _record_error(self, text: str) -> None:
         with self._lock:
@@ -1727,6 +1764,14 @@ def _accepted_format(accept: str) -> Optional[str]:
     return None
 
 
+def _may_be_json(path: str) -> bool:
+    """Whether a file starts like JSON, so that binary files are not read whole."""
+    with open(path, "rb") as stream:
+        head = stream.read(64)
+    text = head.decode(json.detect_encoding(head), "ignore").lstrip(" \t\r\n\ufeff")
+    return not text or text[0] in '{["-0123456789tfn'
+
+
 def _flip(data: bytes, offset: int) -> bytes:
     if not data:
         return data
@@ -1771,9 +1816,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--storage-dir", help="keep stored content here (default: a temporary directory)")
     args = parser.parse_args(argv)
     with LocalGateway(args.host, args.port, storage_dir=args.storage_dir) as gateway:
-        print(gateway.url, flush=True)
-        print("uploads: {}  (Ctrl-C to stop)".format(gateway.upload_url), file=sys.stderr, flush=True)
         try:
+            # The URL alone on stdout's first line, for scripts to read.
+            print(gateway.url, flush=True)
+            print("uploads: {}  (Ctrl-C to stop)".format(gateway.upload_url), file=sys.stderr, flush=True)
             while not gateway._stop.wait(3600):
                 pass
         except KeyboardInterrupt:

@@ -527,7 +527,7 @@ class FaultTest(GatewayTestCase):
         self.assertEqual(request(self.gateway, "GET", self.path)[2], self.data)
 
     def test_drip(self):
-        self.gateway.drip(delay=0.002)
+        self.gateway.drip(delay=0.005)
         with socket.create_connection((self.gateway.host, self.gateway.port), timeout=TIMEOUT) as sock:
             sock.sendall("GET {} HTTP/1.1\r\nHost: x\r\n\r\n".format(self.path).encode())
             pieces = []
@@ -538,8 +538,7 @@ class FaultTest(GatewayTestCase):
                 pieces.append(piece)
         reply = b"".join(pieces)
         self.assertTrue(reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(self.data))
-        self.assertEqual(pieces[0], b"H")  # the first byte came alone
-        self.assertGreater(len(pieces), 10)
+        self.assertGreater(len(pieces), 10)  # byte by byte, give or take the scheduler
 
     def test_close_mid_body(self):
         self.gateway.close_mid_body(after=5)
@@ -591,16 +590,17 @@ class LifecycleTest(unittest.TestCase):
             gateway = LocalGateway()
             storage = gateway.storage_dir
             path = "/ipfs/" + gateway.add(b"x" * 1000)
-            gateway.hang()
-            gateway.drip(delay=60)
             get = "GET {} HTTP/1.1\r\nHost: x\r\n\r\n".format(path).encode()
             hanging = socket.create_connection((gateway.host, gateway.port), timeout=TIMEOUT)
             dripping = socket.create_connection((gateway.host, gateway.port), timeout=TIMEOUT)
             idle = socket.create_connection((gateway.host, gateway.port), timeout=TIMEOUT)
             try:
-                hanging.sendall(get)
+                gateway.drip(delay=60)
                 dripping.sendall(get)
-                self.assertEqual(dripping.recv(100), b"H")  # both are being served now
+                self.assertEqual(dripping.recv(100), b"H")  # dripping now
+                gateway.hang()
+                hanging.sendall(get)
+                self.assertTrue(gateway.wait_for_requests(2))  # hanging now
                 started = time.monotonic()
                 gateway.close()
                 self.assertLess(time.monotonic() - started, 2.0)
