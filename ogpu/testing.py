@@ -91,12 +91,9 @@ _MAX_BOUNDARY = 70  # RFC 2046 section 5.1.1
 _HANDLER_TIMEOUT = 60.0  # seconds a connection may sit idle before it is dropped
 _JOIN_TIMEOUT = 10.0  # seconds close() waits, in total, for the server's threads
 
-_CODEC_RAW = 0x55
-_CODEC_DAG_PB = 0x70
-_UNIXFS_DIRECTORY = 1
-_UNIXFS_FILE = 2
+_CODEC_DAG_PB = 0x70  # multicodec table: https://github.com/multiformats/multicodec
+_UNIXFS_DIRECTORY = 1  # UnixFS Data.DataType (https://specs.ipfs.tech/unixfs/)
 
-_FAULT_KINDS = ("fail", "hang", "drip", "close_mid_body", "wrong_length", "garbage", "disconnect", "endless")
 # Faults that replace the whole response; the others change how one is sent.
 _REPLACING_FAULTS = frozenset(("fail", "hang", "garbage", "disconnect", "endless"))
 TAMPER_MODES = (
@@ -948,7 +945,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         lines.extend("{}: {}".format(name, value) for name, value in headers)
         lines.append("Connection: close")
         self.log_request(status)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # UTF-8 rather than Latin-1, so tests can send any header value they like.
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
     def _drip(self, head: bytes, wire: Iterator[bytes], delay: float) -> None:
         stop = self.server.gateway._stop
@@ -977,6 +975,13 @@ class LocalGateway(object):
     :meth:`close` when done: closing stops the server, ends every connection
     (hanging and dripping ones included) and waits for its threads.
 
+    Content comes in by upload or through :meth:`add`, :meth:`add_file` and
+    :meth:`add_directory`.  Faults apply to the next requests, in the order
+    they were queued: :meth:`fail`, :meth:`hang`, :meth:`drip`,
+    :meth:`close_mid_body`, :meth:`wrong_length`, :meth:`garbage`,
+    :meth:`disconnect`, :meth:`endless`; :meth:`tamper` corrupts trustless
+    responses; :meth:`reset` drops whatever is still queued.
+
     Args:
         host: The address to listen on.
         port: The port; 0 picks a free one.
@@ -987,6 +992,8 @@ class LocalGateway(object):
             here is left in place.
 
     Attributes:
+        host: The address listened on, e.g. ``"127.0.0.1"``.
+        port: The port listened on.
         url: The base URL, e.g. ``"http://127.0.0.1:41234"``.
         upload_url: ``url + "/file/create"``, the pinning service endpoint.
         uploads: :class:`Upload` records of received uploads, in order.
@@ -1401,7 +1408,7 @@ class LocalGateway(object):
             elif tamper.kind == "foreign":
                 block = options["data"]
         headers = [("Content-Type", RAW_CONTENT_TYPE), ("X-Content-Type-Options", "nosniff")]
-        return _Response(200, headers, [block], len(block), compressible=True)
+        return _Response(200, headers, [block], len(block))
 
     def _serve_car(self, root: bytes, chain: List[bytes], target: bytes, scope: str) -> _Response:
         with self._lock:
