@@ -2775,18 +2775,28 @@ def fetch_ipfs_to_file(
     if hasattr(dest, "write"):
         fileobj = dest  # type: Any
         start = None
-        try:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
             if fileobj.seekable():
                 start = fileobj.tell()
-        except (AttributeError, OSError, ValueError):
-            start = None
+        dirty = [False]  # written to since the current attempt began
+
+        def write_obj(data: bytes) -> None:
+            dirty[0] = True
+            fileobj.write(data)
 
         def reset_obj() -> None:
-            if start is not None:
-                fileobj.seek(start)
-                fileobj.truncate()
+            # Only undo what an earlier attempt wrote (and /dev/null, say, is
+            # seekable yet cannot be truncated: never touch it otherwise).
+            if not dirty[0]:
+                return
+            if start is None:
+                reason = "cannot retry into a destination that cannot seek back"
+                raise _Failure(IPFSFetchError(_redact(url), reason), False)
+            fileobj.seek(start)
+            fileobj.truncate()
+            dirty[0] = False
 
-        return _fetch(url, _writer(fileobj), reset_obj, *common, verify=verify)
+        return _fetch(url, write_obj, reset_obj, *common, verify=verify)
     if not isinstance(dest, (str, bytes, os.PathLike)):
         raise TypeError("dest must be a path or a binary file object")
     path = os.fsdecode(os.fspath(dest))
