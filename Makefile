@@ -13,6 +13,11 @@ VENV_STAMP := $(VENV)/.requirements-dev.stamp
 PYTHONS ?=
 
 UNITTEST := -m unittest discover -s tests -t .
+# busboy (Node's multipart parser, behind Express's multer) for `make interop`,
+# installed from npm into this folder, outside git.
+BUSBOY_VERSION := 1.6.0
+INTEROP_NODE := .cache/interop
+INTEROP_STAMP := $(INTEROP_NODE)/.busboy-$(BUSBOY_VERSION).stamp
 LINT_PATHS = $(wildcard ogpu tests examples bench tools)
 FIND_PYTHONS := OGPU_PYTHONS="$(PYTHONS)" $(PYTHON) tools/pythons.py
 
@@ -92,12 +97,17 @@ vendored:
 # The interop and big suites live in tests/interop_*.py and tests/big_*.py,
 # outside `make test`.  unittest exits non-zero when it finds no tests, so
 # each runs only once such files exist.
-interop: $(VENV_STAMP)
+interop: $(VENV_STAMP) $(INTEROP_STAMP)
 	@echo "==> interop: real multipart parsers"
 	@if ls tests/interop_*.py >/dev/null 2>&1; then \
 	    echo "$(VENV_PYTHON) $(UNITTEST) -p 'interop_*.py'"; \
 	    $(VENV_PYTHON) $(UNITTEST) -p 'interop_*.py'; \
 	else echo "no tests/interop_*.py yet: nothing to run"; fi
+
+$(INTEROP_STAMP):
+	@echo "==> interop: busboy $(BUSBOY_VERSION) from npm into $(INTEROP_NODE)"
+	npm install --prefix $(INTEROP_NODE) --no-save --no-audit --no-fund busboy@$(BUSBOY_VERSION)
+	touch $@
 
 big:
 	@echo "==> big: multi-GiB transfers at constant memory"

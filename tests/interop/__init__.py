@@ -1,0 +1,1 @@
+"""Upload servers for ``tests/interop_*.py``, built on third-party multipart parsers."""
