@@ -2126,7 +2126,11 @@ def _exchange(
                 # Every failure is a warning; the one that ends the call is
                 # marked so that the CLI, which prints the error itself, can
                 # leave it out.
-                final = not failure.retryable or (attempt == call.retries and url == urls[-1])
+                final = (
+                    not failure.retryable
+                    or (attempt == call.retries and url == urls[-1])
+                    or call.deadline.expired()
+                )
                 _log.warning(
                     "%s %s failed: %s", call.method, _redact(url), failure.error,
                     extra={"ogpu_final": final},
