@@ -18,6 +18,7 @@ Every failure surfaces as one of the typed errors below (``IPFSFetchError``,
 ``ValueError``.
 """
 
+import _thread
 import base64
 import binascii
 import contextlib
@@ -27,17 +28,13 @@ import hashlib
 import http.client
 import io
 import json
-import logging
-import mimetypes
 import os
 import random
 import re
-import secrets
 import socket
 import ssl
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -79,7 +76,24 @@ __all__ = [
     "main",
 ]
 
-_log = logging.getLogger("ogpu.ipfs")
+
+
+class _Logger:
+    """``logging.getLogger("ogpu.ipfs")``, looked up on first use.
+
+    Importing :mod:`logging` (with the threading and traceback machinery it
+    pulls in) costs more than everything else this module adds to the
+    standard library it needs, so ``import ogpu.ipfs`` leaves it to the
+    first request.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger("ogpu.ipfs"), name)
+
+
+_log = _Logger()
 
 
 # ---------------------------------------------------------------------------
@@ -1344,9 +1358,11 @@ class _Source:
         fileobj: Optional[IO[bytes]] = None,
         owned: bool = False,
         in_memory: bool = True,
+        text: Optional[str] = None,
     ) -> None:
         self.size = size
         self._data = data
+        self._text = text  # ASCII only: its characters are its bytes
         self._file = fileobj
         self._owned = owned
         self._start = fileobj.tell() if fileobj is not None else 0
@@ -1355,7 +1371,7 @@ class _Source:
 
     @property
     def rewindable(self) -> bool:
-        return self._data is not None or self._file is not None
+        return self._data is not None or self._text is not None or self._file is not None
 
     def chunks(self, size: int = _IO_CHUNK) -> Iterator[Union[bytes, memoryview]]:
         if self._used and self._file is not None:
@@ -1365,6 +1381,11 @@ class _Source:
             data = self._data
             for pos in range(0, len(data), size):
                 yield data[pos : pos + size]
+            return
+        if self._text is not None:
+            text = self._text
+            for pos in range(0, len(text), size):
+                yield text[pos : pos + size].encode("ascii")
             return
         assert self._file is not None
         left = self.size
@@ -1398,6 +1419,11 @@ def _open_source(data: Any) -> _Source:
         raw = _json_bytes(data)
         return _Source(len(raw), memoryview(raw))
     if isinstance(data, str):
+        # ASCII text (JSON as json.dumps writes it, say) is sent in slices
+        # encoded on the way, never copied whole; str.isascii is Python 3.7+.
+        isascii = getattr(data, "isascii", None)
+        if isascii is not None and isascii():
+            return _Source(len(data), text=data)
         raw = data.encode("utf-8")
         return _Source(len(raw), memoryview(raw))
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -1707,11 +1733,22 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         return self.do_open(factory, req)
 
 
+_stand_in_context = []  # type: List[ssl.SSLContext]
+
+
+def _stand_in() -> ssl.SSLContext:
+    # Made once: even a bare context takes OpenSSL 3 a fraction of a
+    # millisecond, a good part of a small fetch.  Never used to connect.
+    if not _stand_in_context:
+        _stand_in_context.append(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    return _stand_in_context[0]
+
+
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, deadline: _Deadline, context: Optional[ssl.SSLContext]) -> None:
         # Given no context, urllib on 3.12+ builds a default one here, loading
         # the CA store (~0.1 s) on every call; https_open picks the real one.
-        super().__init__(context=context or ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        super().__init__(context=context or _stand_in())
         self._deadline = deadline
         self._user_context = context
 
@@ -1722,7 +1759,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 
 
 _ssl_cache = {}  # type: Dict[Tuple[Optional[str], ...], ssl.SSLContext]
-_ssl_lock = threading.Lock()
+_ssl_lock = _thread.allocate_lock()  # threading itself is not needed
 
 
 def _default_ssl_context() -> ssl.SSLContext:
@@ -1883,18 +1920,25 @@ def _escape_quoted(value: str) -> bytes:
     return escaped.encode("utf-8", "surrogateescape")
 
 
+def _new_boundary() -> str:
+    # 128 random bits from the OS, as secrets.token_hex(16) (not imported: it brings hmac).
+    return "ogpu-ipfs-" + binascii.hexlify(os.urandom(16)).decode("ascii")
+
+
 class _Multipart:
     """A single-file multipart body: head, content, tail; length known up front."""
 
     def __init__(self, source: _Source, filename: str, content_type: str) -> None:
         self.source = source
-        boundary = "ogpu-ipfs-" + secrets.token_hex(16)
+        boundary = _new_boundary()
         if source._data is not None:
             # In-memory content can be checked outright (re searches the buffer in
             # place, no copy); for streamed files the 128 random bits make a
             # collision practically impossible.
             while re.search(boundary.encode("ascii"), source._data):
-                boundary = "ogpu-ipfs-" + secrets.token_hex(16)
+                boundary = _new_boundary()
+        while source._text is not None and boundary in source._text:
+            boundary = _new_boundary()
         self.boundary = boundary
         self.content_type = "multipart/form-data; boundary=" + boundary
         self.head = (
@@ -2424,7 +2468,8 @@ def publish_to_ipfs(
         transfer = _Transfer(progress, 0 if verify else None)
         url = _PUBLISH_URL
         link = _exchange(
-            call, [url], _consume_publish, body, transfer, accept="application/json"
+            call, [url], functools.partial(_consume_publish, call), body, transfer,
+            accept="application/json",
         )  # type: str
     finally:
         source.close()
@@ -2451,7 +2496,7 @@ def _check_published_cid(link: str, expected: str) -> None:
         raise IPFSVerificationError(shown, expected, reason)
 
 
-def _consume_publish(resp: Any, shown: str) -> str:
+def _consume_publish(call: _Call, resp: Any, shown: str) -> str:
     status = resp.status
     if status not in (200, 201):
         raise _Failure(IPFSGatewayError(shown, status, _read_excerpt(resp)), False)
@@ -2461,7 +2506,7 @@ def _consume_publish(resp: Any, shown: str) -> str:
         try:
             raw = resp.read1(_IO_CHUNK)
         except _TRANSPORT_ERRORS as exc:
-            reason = _describe(exc, _Deadline(None), None)
+            reason = _describe(exc, call.deadline, call.timeout)
             raise _Failure(_chain(IPFSFetchError(shown, reason), exc), False) from None
         if not raw:
             if getattr(resp, "length", None):  # closed short of Content-Length
@@ -2980,6 +3025,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    import logging
+
     level = logging.ERROR if args.quiet else (
         logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
@@ -3032,6 +3079,8 @@ def _cli_publish(args: Any, progress: Optional[_ProgressLine]) -> int:
     else:
         source = _cli_path(args.path)
         filename = args.filename or os.path.basename(args.path)
+    import mimetypes  # only here: its tables are read on first use
+
     content_type = args.content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
     link = publish_to_ipfs(
         source, filename, content_type, timeout=args.timeout, deadline=args.deadline,
