@@ -179,6 +179,13 @@ class DefaultChunkVectorTest(unittest.TestCase):
                     self.assertEqual(ipfs.compute_cid(data, version), vector[key])
                     self.assertEqual(ipfs.compute_cid(data, cid_version=version), vector[key])
 
+    def test_first_size_needing_two_levels(self):
+        # 174 full chunks fill one node; one more byte needs a second level.  The
+        # other 45-91 MB vectors are in tests/big_cid.py.
+        size = 174 * DEFAULT_CHUNK + 1
+        (vector,) = [v for v in DEFAULT_SIZED if v["size"] == size]
+        self.assertEqual(ipfs.compute_cid(_PatternFile(size)), vector["cidv0"])
+
     def test_hex(self):
         for vector in HEX:
             data = bytes.fromhex(vector["content_hex"])
