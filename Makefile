@@ -26,7 +26,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .DEFAULT_GOAL := help
 # The suites measure time bounds: never run two steps at once.
 .NOTPARALLEL:
-.PHONY: help demo test check venv lint typecheck floor matrix vendored interop big \
+.PHONY: help demo test check venv lint typecheck floor matrix vendored property interop big \
         package coverage bench clean distclean
 
 help:
@@ -41,6 +41,7 @@ help:
 	@echo "    floor      vermin: prove ogpu/ runs on Python 3.6"
 	@echo "    matrix     the unittest suite on every CPython 3.6-3.13 found"
 	@echo "    vendored   ogpu/ipfs.py copied alone, under python -I -S, on each of them"
+	@echo "    property   hypothesis: decoders raise one error type, tampering is caught"
 	@echo "    interop    publish to the multipart parsers of real servers"
 	@echo "    big        the multi-GiB memory-bound tests"
 	@echo "    package    build sdist and wheel, install the wheel into fresh venvs, run it"
@@ -55,7 +56,7 @@ demo:
 test:
 	$(PYTHON) $(UNITTEST)
 
-check: venv lint typecheck floor matrix vendored interop big package
+check: venv lint typecheck floor matrix vendored property interop big package
 	@echo
 	@echo "make check: all steps passed"
 
@@ -93,6 +94,11 @@ vendored:
 	@echo "==> vendored: ogpu/ipfs.py alone as ogpu_ipfs.py"
 	pythons="$$($(FIND_PYTHONS) list)" && \
 	    $(PYTHON) -m tests.vendored_check --suite $$pythons
+
+# Hypothesis properties of the decoders and the CAR verifier (dev tools' python).
+property: $(VENV_STAMP)
+	@echo "==> property: decoders and verifier under hypothesis"
+	$(VENV_PYTHON) $(UNITTEST) -p 'property_*.py'
 
 # The interop and big suites live in tests/interop_*.py and tests/big_*.py,
 # outside `make test`.  unittest exits non-zero when it finds no tests, so
