@@ -79,18 +79,35 @@ __all__ = [
 
 
 class _Logger:
-    """``logging.getLogger("ogpu.ipfs")``, looked up on first use.
+    """``logging.getLogger("ogpu.ipfs")``, imported only when it can matter.
 
     Importing :mod:`logging` (with the threading and traceback machinery it
     pulls in) costs more than everything else this module adds to the
-    standard library it needs, so ``import ogpu.ipfs`` leaves it to the
-    first request.
+    standard library it needs.  Until the program has imported it, nothing
+    can have lowered the logger's level or given it a handler, so debug and
+    info records would be dropped: they are skipped without the import.
+    Warnings import it, so that they still reach ``logging.lastResort``.
     """
 
-    def __getattr__(self, name: str) -> Any:
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if "logging" in sys.modules:
+            self._logger().debug(msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if "logging" in sys.modules:
+            self._logger().info(msg, *args, **kwargs)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._logger().warning(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # level, addHandler, setLevel ...
+        return getattr(self._logger(), name)
+
+    @staticmethod
+    def _logger() -> Any:
         import logging
 
-        return getattr(logging.getLogger("ogpu.ipfs"), name)
+        return logging.getLogger("ogpu.ipfs")
 
 
 _log = _Logger()
@@ -487,15 +504,19 @@ def _decode_pblink(buf: memoryview) -> _PbLink:
     return _PbLink(cid, name, tsize)
 
 
-def _decode_pbnode(block: Union[bytes, memoryview]) -> Tuple[List[_PbLink], Optional[bytes]]:
-    """Decode a dag-pb node into ``(links, data)``; ``data`` is None when absent."""
+def _decode_pbnode(block: Union[bytes, memoryview]) -> Tuple[List[_PbLink], Optional[memoryview]]:
+    """Decode a dag-pb node into ``(links, data)``; ``data`` is None when absent.
+
+    ``data`` is a view into ``block``, not a copy: UnixFS decodes it next, and
+    copies out only the file bytes it holds.
+    """
     links = []  # type: List[_PbLink]
-    data = None  # type: Optional[bytes]
+    data = None  # type: Optional[memoryview]
     for field, wire_type, value in _pb_fields(block):
         if field == 2 and wire_type == 2 and data is None:
             links.append(_decode_pblink(value))
         elif field == 1 and wire_type == 2 and data is None:
-            data = bytes(value)
+            data = value
         else:
             raise _malformed("unexpected field {} in dag-pb node".format(field))
     return links, data
@@ -583,6 +604,7 @@ class _DagBuilder:
         # that do not have a parent yet; height 0 holds leaves.
         self._levels = [[]]  # type: List[List[Tuple[_Cid, int, int]]]
         self._root = None  # type: Optional[_Cid]
+        self._frames = {}  # type: Dict[int, Tuple[bytes, bytes]]  # leaf length -> (head, tail)
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         if self._root is not None:
@@ -630,11 +652,16 @@ class _DagBuilder:
                 self.on_block(cid, bytes(chunk))
             self._add(0, cid, length, length)
             return
-        # dag-pb leaf: PBNode{Data: UnixFS{Type: File, Data: chunk, filesize}}
-        inner_head = b"\x08\x02" + (_pb_key(2, 2) + _varint_encode(length) if length else b"")
-        inner_tail = _pb_uint(3, length)
-        inner_len = len(inner_head) + length + len(inner_tail)
-        head = _pb_key(1, 2) + _varint_encode(inner_len) + inner_head
+        # dag-pb leaf: PBNode{Data: UnixFS{Type: File, Data: chunk, filesize}};
+        # all full chunks share one framing, built once.
+        frame = self._frames.get(length)
+        if frame is None:
+            inner_head = b"\x08\x02" + (_pb_key(2, 2) + _varint_encode(length) if length else b"")
+            inner_tail = _pb_uint(3, length)
+            inner_len = len(inner_head) + length + len(inner_tail)
+            head = _pb_key(1, 2) + _varint_encode(inner_len) + inner_head
+            frame = self._frames[length] = (head, inner_tail)
+        head, inner_tail = frame
         digest = hashlib.sha256(head)
         digest.update(chunk)
         digest.update(inner_tail)
@@ -842,7 +869,8 @@ class _CarReader:
         if self._pos == len(self._buf) and len(self._tail) == 1:
             self._buf = self._tail[0]  # the common case: no copy at all
         else:
-            self._buf = self._buf[self._pos :] + b"".join(self._tail)
+            # One copy: join takes the unparsed rest as a view, not a slice.
+            self._buf = b"".join([memoryview(self._buf)[self._pos :], *self._tail])
         self._pos = 0
         self._tail = []
         self._tail_len = 0
@@ -1723,13 +1751,18 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self.sock = _DeadlineSocket(tls, self.timeout, self._deadline)
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
+class _Request(urllib.request.Request):
+    """A request that carries its call's deadline to the connection it opens."""
 
+    def __init__(self, url: str, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.deadline = deadline
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        factory = functools.partial(_HTTPConnection, deadline=self._deadline)
+        assert isinstance(req, _Request)
+        factory = functools.partial(_HTTPConnection, deadline=req.deadline)
         return self.do_open(factory, req)
 
 
@@ -1745,16 +1778,16 @@ def _stand_in() -> ssl.SSLContext:
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline, context: Optional[ssl.SSLContext]) -> None:
+    def __init__(self, context: Optional[ssl.SSLContext]) -> None:
         # Given no context, urllib on 3.12+ builds a default one here, loading
-        # the CA store (~0.1 s) on every call; https_open picks the real one.
+        # the CA store (~0.1 s); https_open picks the real one.
         super().__init__(context=context or _stand_in())
-        self._deadline = deadline
         self._user_context = context
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        assert isinstance(req, _Request)
         context = self._user_context or _default_ssl_context()
-        factory = functools.partial(_HTTPSConnection, deadline=self._deadline)
+        factory = functools.partial(_HTTPSConnection, deadline=req.deadline)
         return self.do_open(factory, req, context=context)
 
 
@@ -1795,18 +1828,33 @@ def _default_ssl_context() -> ssl.SSLContext:
         return context
 
 
-def _build_opener(deadline: _Deadline, context: Optional[ssl.SSLContext]) -> Any:
+_openers = {}  # type: Dict[Tuple[Any, ...], Any]
+_MAX_OPENERS = 16  # distinct (TLS context, proxies) pairs kept; more start afresh
+
+
+def _build_opener(context: Optional[ssl.SSLContext]) -> Any:
     # A private opener with exactly these handlers: no HTTPErrorProcessor (a
     # status is an answer, handled by _exchange), no redirect handler (followed
-    # by _exchange under our own rules), never install_opener.
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        _HTTPHandler(deadline),
-        _HTTPSHandler(deadline, context),
-    ):
-        opener.add_handler(handler)
+    # by _exchange under our own rules), never install_opener.  An opener
+    # holds no state of a call (the deadline travels in each _Request), so
+    # calls with the same TLS context and proxies share one: building it
+    # takes longer than a small fetch over loopback.  The proxy variables are
+    # still read on every call.
+    proxies = urllib.request.getproxies()
+    key = (context, tuple(sorted(proxies.items())))
+    opener = _openers.get(key)
+    if opener is None:
+        opener = urllib.request.OpenerDirector()
+        for handler in (
+            urllib.request.ProxyHandler(proxies),
+            urllib.request.UnknownHandler(),
+            _HTTPHandler(),
+            _HTTPSHandler(context),
+        ):
+            opener.add_handler(handler)
+        if len(_openers) >= _MAX_OPENERS:
+            _openers.clear()
+        _openers[key] = opener
     return opener
 
 
@@ -2037,7 +2085,7 @@ class _Call:
         self.deadline = _Deadline(None if deadline is None else float(deadline))
         self.retries = retries
         self.headers = _check_headers(headers)
-        self.opener = _build_opener(self.deadline, ssl_context)
+        self.opener = _build_opener(ssl_context)
 
 
 def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
@@ -2088,7 +2136,7 @@ def _open(
             headers["Content-Type"] = body.content_type
             headers["Content-Length"] = str(body.length)
             data = body.chunks(transfer)
-        request = urllib.request.Request(target, data=data, headers=headers, method=method)
+        request = _Request(target, call.deadline, data=data, headers=headers, method=method)
         size = body.source.size if body is not None and data is not None else 0
         _log.debug("%s %s (%s bytes)", method, _redact(target), size)
         try:
