@@ -2316,31 +2316,52 @@ def _stream_body(
     if transfer is not None:
         transfer.start(length if decoder.encoding == "identity" else None)
     total = 0
+    for piece in _decoded_chunks(call, resp, shown, decoder):
+        total += len(piece)
+        if max_bytes is not None and total > max_bytes:
+            reason = "response exceeds max_bytes={}".format(max_bytes)
+            raise _Failure(IPFSFetchError(shown, reason), False)
+        write(piece)
+        if transfer is not None:
+            transfer.add(piece)
+    return total
+
+
+def _body_chunks(call: _Call, resp: Any, shown: str, retry: bool) -> Iterator[bytes]:
+    """The raw body of ``resp``, chunk by chunk.
+
+    A transport failure, or a body cut short of its Content-Length, raises
+    _Failure (retryable when ``retry`` is set and the failure allows it).
+    """
     received = 0
     while True:
         try:
             raw = resp.read1(_IO_CHUNK)
         except _TRANSPORT_ERRORS as exc:
             reason = _describe(exc, call.deadline, call.timeout)
-            raise _Failure(_chain(IPFSFetchError(shown, reason), exc), _is_retryable(exc)) from None
+            error = _chain(IPFSFetchError(shown, reason), exc)
+            raise _Failure(error, retry and _is_retryable(exc)) from None
         if not raw:
-            break
+            if getattr(resp, "length", None):
+                # http.client's read1() ends quietly, without IncompleteRead, when
+                # the server closes before Content-Length bytes have come.
+                reason = "response body truncated after {} bytes".format(received)
+                raise _Failure(IPFSFetchError(shown, reason), retry)
+            return
         received += len(raw)
+        yield raw
+
+
+def _decoded_chunks(
+    call: _Call, resp: Any, shown: str, decoder: Optional[_Decoder] = None
+) -> Iterator[bytes]:
+    """The body of ``resp``, Content-Encoding decoded, chunk by chunk."""
+    if decoder is None:
+        decoder = _Decoder(resp.headers.get("Content-Encoding", ""), shown)
+    for raw in _body_chunks(call, resp, shown, retry=True):
         for piece in decoder.feed(raw):
-            total += len(piece)
-            if max_bytes is not None and total > max_bytes:
-                reason = "response exceeds max_bytes={}".format(max_bytes)
-                raise _Failure(IPFSFetchError(shown, reason), False)
-            write(piece)
-            if transfer is not None:
-                transfer.add(piece)
-    if getattr(resp, "length", None):
-        # http.client's read1() ends quietly, without IncompleteRead, when the
-        # server closes before Content-Length bytes have come: the count says so.
-        reason = "response body truncated after {} bytes".format(received)
-        raise _Failure(IPFSFetchError(shown, reason), True)
+            yield piece
     decoder.finish()
-    return total
 
 
 # ---------------------------------------------------------------------------
@@ -2550,17 +2571,8 @@ def _consume_publish(call: _Call, resp: Any, shown: str) -> str:
         raise _Failure(IPFSGatewayError(shown, status, _read_excerpt(resp)), False)
     chunks = []  # type: List[bytes]
     size = 0
-    while True:
-        try:
-            raw = resp.read1(_IO_CHUNK)
-        except _TRANSPORT_ERRORS as exc:
-            reason = _describe(exc, call.deadline, call.timeout)
-            raise _Failure(_chain(IPFSFetchError(shown, reason), exc), False) from None
-        if not raw:
-            if getattr(resp, "length", None):  # closed short of Content-Length
-                reason = "response body truncated after {} bytes".format(size)
-                raise _Failure(IPFSFetchError(shown, reason), False)
-            break
+    # Not retried: the upload has been received by then.
+    for raw in _body_chunks(call, resp, shown, retry=False):
         size += len(raw)
         if size > 1024 * 1024:
             raise _Failure(IPFSFetchError(shown, "answer larger than 1 MiB"), False)
@@ -2723,25 +2735,6 @@ def _gateway_base(url: str) -> str:
         host = netloc[marker + len(".ipfs.") :]
         netloc = (userinfo + "@" if userinfo else "") + host.rpartition("@")[2]
     return urllib.parse.urlunsplit((parts.scheme, netloc, "", "", ""))
-
-
-def _decoded_chunks(call: _Call, resp: Any, shown: str) -> Iterator[bytes]:
-    """The body of ``resp``, decoded, chunk by chunk; transport errors as _Failure."""
-    decoder = _Decoder(resp.headers.get("Content-Encoding", ""), shown)
-    while True:
-        try:
-            raw = resp.read1(_IO_CHUNK)
-        except _TRANSPORT_ERRORS as exc:
-            reason = _describe(exc, call.deadline, call.timeout)
-            raise _Failure(_chain(IPFSFetchError(shown, reason), exc), _is_retryable(exc)) from None
-        if not raw:
-            if getattr(resp, "length", None):  # closed short of Content-Length
-                reason = "response body truncated"
-                raise _Failure(IPFSFetchError(shown, reason), True)
-            decoder.finish()
-            return
-        for piece in decoder.feed(raw):
-            yield piece
 
 
 def fetch_ipfs_json(
