@@ -1377,7 +1377,7 @@ _Progress = Callable[[int, Optional[int]], None]
 
 
 class _Source:
-    """Content of known size, read in chunks; ``rewind()`` restarts it if it can."""
+    """Content of known size, read in chunks; each ``chunks()`` call starts over."""
 
     def __init__(
         self,
